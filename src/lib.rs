@@ -1,0 +1,8 @@
+//! activity-sync: keeps a Temporal activity platform in step with the definition files
+//! its operators keep in git. See ARCHITECTURE.md for the map of this crate.
+
+pub mod cli;
+pub mod config;
+pub mod definition;
+pub mod source;
+pub mod telemetry;

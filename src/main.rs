@@ -1,0 +1,29 @@
+//! The `activity-sync` binary: parse the command line, load settings, set up logging,
+//! run one command and turn its outcome into an exit code.
+
+use activity_sync::cli::{self, Cli, Command, EXIT_CONFIG};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Schema = cli.command {
+        return cli::schema();
+    }
+    if let Command::Version = cli.command {
+        return cli::version();
+    }
+    let settings = match cli::settings(&cli) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    activity_sync::telemetry::init(&settings);
+    match &cli.command {
+        Command::Validate { dir, format } => cli::validate(&settings, dir.as_deref(), *format),
+        Command::Schema => cli::schema(),
+        Command::Version => cli::version(),
+    }
+}

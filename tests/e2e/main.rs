@@ -1,0 +1,7 @@
+//! End-to-end tests through the public surfaces: the built binary and its files.
+//! One test binary (`autotests = false`) so the crate links once.
+
+mod support;
+
+mod kubelet;
+mod validate;
