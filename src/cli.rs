@@ -3,12 +3,16 @@
 
 use crate::config::{self, ConfigErrors, Overrides, Settings};
 use crate::definition::{Diagnostic, Severity};
+use crate::report::{Report, Trigger};
 use crate::source;
+use crate::store::Store;
+use crate::sync::{Engine, Request, Stages};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Exit code for bad configuration (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -42,10 +46,61 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
         format: ValidateFormat,
     },
+    /// One sync run; prints the report. Exit 0 when clean, 1 with errors.
+    Sync {
+        #[command(flatten)]
+        stages: StageArgs,
+        /// Lift the prune guards (leaving zero owned items, removing more than
+        /// prune.max_fraction). Never lifts the invalid-source guard.
+        #[arg(long)]
+        force: bool,
+        /// Compute the plan and counts without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// A dry run that lists pending changes. Exit 0 in sync, 2 changes pending, 1 errors.
+    Plan {
+        #[command(flatten)]
+        stages: StageArgs,
+        /// Plan as `sync --force` would apply.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Prints the JSON Schema of definition documents (for yaml-language-server).
     Schema,
     /// Prints the version.
     Version,
+}
+
+/// Which stages to run (product.md §3 defaults).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct StageArgs {
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub definitions: bool,
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub schedules: bool,
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub event_types: bool,
+}
+
+impl From<StageArgs> for Stages {
+    fn from(a: StageArgs) -> Stages {
+        Stages {
+            definitions: a.definitions,
+            event_types: a.event_types,
+            schedules: a.schedules,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +230,159 @@ fn escape_data(s: &str) -> String {
 
 fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Opens the store and runs one sync (or dry run) from the command line.
+async fn run_once(
+    settings: Settings,
+    stages: Stages,
+    dry_run: bool,
+    force: bool,
+) -> Result<Report, ExitCode> {
+    let store = Store::open(settings.database_url.expose()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    let engine = Engine::new(Arc::new(settings), store.clone());
+    let request = Request {
+        trigger: Trigger::Cli,
+        caller: std::env::var("USER").ok().map(|u| format!("cli:{u}")),
+        stages,
+        dry_run,
+        force,
+    };
+    let report = engine.run(&request).await;
+    store.close().await;
+    Ok(report)
+}
+
+/// `sync`: exit 0 when the run was clean, 1 when it had errors.
+pub async fn sync(
+    settings: Settings,
+    stages: Stages,
+    force: bool,
+    dry_run: bool,
+    format: ReportFormat,
+) -> ExitCode {
+    let report = match run_once(settings, stages, dry_run, force).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    print_report(&report, format);
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `plan`: exit 0 in sync, 2 with changes pending, 1 with errors.
+pub async fn plan(
+    settings: Settings,
+    stages: Stages,
+    force: bool,
+    format: ReportFormat,
+) -> ExitCode {
+    let report = match run_once(settings, stages, true, force).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    print_report(&report, format);
+    if !report.ok {
+        ExitCode::from(1)
+    } else if report.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_report(report: &Report, format: ReportFormat) {
+    match format {
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        ),
+        ReportFormat::Text => print!("{}", render_text(report)),
+    }
+}
+
+/// The report for a person: a headline, counts, changes, then problems.
+pub fn render_text(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verb = if r.dry_run { "plan" } else { "sync" };
+    let outcome = if r.ok { "ok" } else { "with errors" };
+    let _ = writeln!(
+        out,
+        "{verb} {} ({}): {outcome} in {} ms",
+        r.run_id,
+        r.trigger.as_str(),
+        r.duration_ms
+    );
+    let _ = writeln!(
+        out,
+        "source: {} file(s), {} document(s), {} invalid, revision {}",
+        r.source.files,
+        r.source.documents,
+        r.source.invalid,
+        r.source.revision.as_deref().unwrap_or("-")
+    );
+    let counts = |name: &str, c: &Option<crate::report::RowCounts>, out: &mut String| {
+        let _ = match c {
+            Some(c) => writeln!(
+                out,
+                "{name}: {} created, {} updated, {} removed, {} unchanged",
+                c.created, c.updated, c.removed, c.unchanged
+            ),
+            None => writeln!(out, "{name}: not run"),
+        };
+    };
+    counts("definitions", &r.definitions, &mut out);
+    counts("event types", &r.event_types, &mut out);
+    let _ = writeln!(out, "pruning: {}", r.pruning);
+    if r.has_changes() {
+        let _ = writeln!(
+            out,
+            "{}:",
+            if r.dry_run {
+                "pending changes"
+            } else {
+                "changes"
+            }
+        );
+        for c in &r.changes {
+            let mark = match c.action {
+                "create" | "revive" => '+',
+                "remove" | "delete" => '-',
+                _ => '~',
+            };
+            let _ = writeln!(out, "  {mark} {} {} ({})", c.kind, c.name, c.action);
+        }
+        if r.changes_truncated > 0 {
+            let _ = writeln!(out, "  … and {} more", r.changes_truncated);
+        }
+    }
+    for (title, list, truncated) in [
+        ("errors", &r.errors, r.errors_truncated),
+        ("warnings", &r.warnings, r.warnings_truncated),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{title}:");
+        for e in list {
+            let place = match (&e.file, e.line, e.column) {
+                (Some(f), Some(l), Some(c)) => format!("{f}:{l}:{c}: "),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "  [{}] {place}{}", e.stage.as_str(), e.message);
+        }
+        if truncated > 0 {
+            let _ = writeln!(out, "  … and {truncated} more");
+        }
+    }
+    out
 }
 
 /// `schema`: the JSON Schema, pretty-printed.

@@ -4,5 +4,9 @@
 pub mod cli;
 pub mod config;
 pub mod definition;
+pub mod plan;
+pub mod report;
 pub mod source;
+pub mod store;
+pub mod sync;
 pub mod telemetry;

@@ -23,7 +23,31 @@ fn main() -> ExitCode {
     activity_sync::telemetry::init(&settings);
     match &cli.command {
         Command::Validate { dir, format } => cli::validate(&settings, dir.as_deref(), *format),
+        Command::Sync {
+            stages,
+            force,
+            dry_run,
+            format,
+        } => runtime().block_on(cli::sync(
+            settings,
+            (*stages).into(),
+            *force,
+            *dry_run,
+            *format,
+        )),
+        Command::Plan {
+            stages,
+            force,
+            format,
+        } => runtime().block_on(cli::plan(settings, (*stages).into(), *force, *format)),
         Command::Schema => cli::schema(),
         Command::Version => cli::version(),
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
 }

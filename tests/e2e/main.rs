@@ -3,5 +3,6 @@
 
 mod support;
 
+mod database;
 mod kubelet;
 mod validate;

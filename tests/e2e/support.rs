@@ -106,3 +106,188 @@ pub fn fixtures() -> PathBuf {
 pub fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-definitions")
 }
+
+/// A fresh database for one test: a new PostgreSQL database (dropped afterwards) or a
+/// new SQLite file.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    admin_url: String,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("ACTIVITY_SYNC_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("activity_sync_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = sqlx::PgPool::connect(&admin_url)
+                    .await
+                    .expect("PostgreSQL is reachable (run the tests through scripts/test)");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create the test database");
+                admin.close().await;
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b)
+                    .unwrap_or(&admin_url);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    admin_url,
+                    name,
+                    _dir: None,
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                TestDb {
+                    url,
+                    backend,
+                    admin_url: String::new(),
+                    name: String::new(),
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// Every row of `table` (activity_definitions or activity_event_types), by name.
+    pub async fn rows(&self, table: &str) -> Vec<StoredRow> {
+        let pg = format!(
+            "SELECT name, owner, {} AS enabled, removed_at IS NOT NULL AS removed, updated_at::text AS updated_at, content_hash FROM {table} ORDER BY name",
+            if table == "activity_definitions" {
+                "enabled"
+            } else {
+                "TRUE"
+            }
+        );
+        let lite = pg.replace("::text", "").replace("TRUE", "1");
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(pg))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("select");
+                pool.close().await;
+                rows.iter().map(StoredRow::from_pg).collect()
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(lite))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("select");
+                pool.close().await;
+                rows.iter().map(StoredRow::from_sqlite).collect()
+            }
+        }
+    }
+
+    /// `(trigger, dry_run, ok, locked_at, finished_at)` of every recorded run, oldest first.
+    pub async fn runs(&self) -> Vec<(String, bool, bool, Option<String>, String)> {
+        let pg = "SELECT trigger, dry_run, ok, to_char(locked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS locked_at, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS finished_at FROM activity_sync_runs ORDER BY started_at";
+        let lite = "SELECT trigger, dry_run, ok, locked_at, finished_at FROM activity_sync_runs ORDER BY started_at";
+        macro_rules! collect {
+            ($pool:expr, $sql:expr) => {{
+                let pool = $pool;
+                let rows = sqlx::query($sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("select runs");
+                pool.close().await;
+                rows.iter()
+                    .map(|r| {
+                        use sqlx::Row;
+                        (
+                            r.get("trigger"),
+                            r.get("dry_run"),
+                            r.get("ok"),
+                            r.get("locked_at"),
+                            r.get("finished_at"),
+                        )
+                    })
+                    .collect()
+            }};
+        }
+        match self.backend {
+            Backend::Postgres => {
+                collect!(sqlx::PgPool::connect(&self.url).await.expect("connect"), pg)
+            }
+            Backend::Sqlite => collect!(
+                sqlx::SqlitePool::connect(&self.url).await.expect("connect"),
+                lite
+            ),
+        }
+    }
+
+    /// Drops a PostgreSQL test database (SQLite files go with their temp dir).
+    pub async fn drop_db(self) {
+        if self.backend == Backend::Postgres
+            && let Ok(admin) = sqlx::PgPool::connect(&self.admin_url).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&admin)
+            .await;
+            admin.close().await;
+        }
+    }
+}
+
+/// One stored row, as the tests look at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub name: String,
+    pub owner: String,
+    pub enabled: bool,
+    pub removed: bool,
+    pub updated_at: String,
+    pub hash: String,
+}
+
+impl StoredRow {
+    fn from_pg(r: &sqlx::postgres::PgRow) -> StoredRow {
+        use sqlx::Row;
+        StoredRow {
+            name: r.get("name"),
+            owner: r.get("owner"),
+            enabled: r.get("enabled"),
+            removed: r.get("removed"),
+            updated_at: r.get("updated_at"),
+            hash: r.get("content_hash"),
+        }
+    }
+    fn from_sqlite(r: &sqlx::sqlite::SqliteRow) -> StoredRow {
+        use sqlx::Row;
+        StoredRow {
+            name: r.get("name"),
+            owner: r.get("owner"),
+            enabled: r.get("enabled"),
+            removed: r.get("removed"),
+            updated_at: r.get("updated_at"),
+            hash: r.get("content_hash"),
+        }
+    }
+}
