@@ -340,6 +340,14 @@ pub fn render_text(r: &Report) -> String {
     };
     counts("definitions", &r.definitions, &mut out);
     counts("event types", &r.event_types, &mut out);
+    let _ = match &r.schedules {
+        Some(c) => writeln!(
+            out,
+            "schedules: {} created, {} updated, {} paused, {} unpaused, {} deleted, {} held, {} unchanged",
+            c.created, c.updated, c.paused, c.unpaused, c.deleted, c.held, c.unchanged
+        ),
+        None => writeln!(out, "schedules: not run"),
+    };
     let _ = writeln!(out, "pruning: {}", r.pruning);
     if r.has_changes() {
         let _ = writeln!(

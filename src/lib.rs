@@ -10,3 +10,4 @@ pub mod source;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod temporal;

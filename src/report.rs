@@ -109,6 +109,19 @@ pub struct RowCounts {
     pub unchanged: usize,
 }
 
+/// Counts for the schedules stage. An update that also pauses counts in both.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ScheduleCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub paused: usize,
+    pub unpaused: usize,
+    pub deleted: usize,
+    /// Paused by someone else and left paused (rerun with force to unpause).
+    pub held: usize,
+    pub unchanged: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub run_id: String,
@@ -121,7 +134,7 @@ pub struct Report {
     /// `null` when the stage was not requested.
     pub definitions: Option<RowCounts>,
     pub event_types: Option<RowCounts>,
-    pub schedules: Option<serde_json::Value>,
+    pub schedules: Option<ScheduleCounts>,
     /// `ok`, `forced: <why>` or `suspended: <why>` (per stage, joined with `; `).
     pub pruning: String,
     pub changes: Vec<Change>,

@@ -142,3 +142,98 @@ pub fn event_types(set: &DefinitionSet) -> Vec<EventTypeRecord> {
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
+
+/// What a definition's Temporal schedule should be. The temporal adapter turns it into
+/// the RPC's messages; `hash` covers every field, so any change of the desired schedule
+/// (including `enabled`) is noticed without asking Temporal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScheduleRecord {
+    /// `<prefix><definition name>`; also the workflow ID of the started workflows.
+    pub id: String,
+    pub definition: String,
+    pub when: When,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_secs: Option<u64>,
+    pub overlap: crate::definition::Overlap,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catchup_window_secs: Option<u64>,
+    pub pause_on_failure: bool,
+    pub workflow_type: String,
+    pub task_queue: String,
+    pub enabled: bool,
+    #[serde(skip)]
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    Cron {
+        expression: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timezone: Option<String>,
+    },
+    /// Fires once; the calendar is pinned to this instant (UTC).
+    Once { at: DateTime<Utc> },
+}
+
+/// Schedule naming and the worker's workflow, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ScheduleNaming<'a> {
+    pub prefix: &'a str,
+    pub workflow_type: &'a str,
+    pub default_task_queue: &'a str,
+}
+
+/// The schedules the source asks for: every cron definition, and every `at`
+/// definition whose time is still ahead. Event-triggered definitions never have one.
+pub fn schedules(
+    set: &DefinitionSet,
+    naming: &ScheduleNaming<'_>,
+    now: DateTime<Utc>,
+) -> Vec<ScheduleRecord> {
+    set.definitions
+        .iter()
+        .filter_map(|d| {
+            let when = match &d.trigger {
+                Trigger::Cron {
+                    expression,
+                    timezone,
+                } => When::Cron {
+                    expression: expression.clone(),
+                    timezone: timezone.clone(),
+                },
+                Trigger::At { at } if *at > now => When::Once { at: *at },
+                Trigger::At { .. } | Trigger::Event { .. } => return None,
+            };
+            let mut record = ScheduleRecord {
+                id: format!("{}{}", naming.prefix, d.name),
+                definition: d.name.clone(),
+                when,
+                jitter_secs: d.schedule.jitter.map(|j| j.as_secs()),
+                overlap: d.schedule.overlap,
+                catchup_window_secs: d.schedule.catchup_window.map(|c| c.as_secs()),
+                pause_on_failure: d.schedule.pause_on_failure,
+                workflow_type: naming.workflow_type.to_string(),
+                task_queue: d
+                    .task_queue
+                    .clone()
+                    .unwrap_or_else(|| naming.default_task_queue.to_string()),
+                enabled: d.enabled,
+                hash: String::new(),
+            };
+            record.hash = hash(json(&record).as_bytes());
+            Some(record)
+        })
+        .collect()
+}
+
+/// Names of definitions that own a schedule slot: cron and `at` definitions, past
+/// `at` times included (a one-shot that fired is not an orphan).
+pub fn schedule_names(set: &DefinitionSet) -> Vec<&str> {
+    set.definitions
+        .iter()
+        .filter(|d| matches!(d.trigger, Trigger::Cron { .. } | Trigger::At { .. }))
+        .map(|d| d.name.as_str())
+        .collect()
+}

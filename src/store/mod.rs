@@ -62,6 +62,28 @@ pub enum Write<'a, R> {
     Remove(&'a str),
 }
 
+/// What `activity_schedules` remembers of one schedule this sidecar applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedSchedule {
+    pub id: String,
+    pub owner: String,
+    pub definition: String,
+    pub hash: String,
+}
+
+/// One bookkeeping write for `activity_schedules`.
+#[derive(Debug, Clone)]
+pub enum ScheduleWrite<'a> {
+    /// The schedule now matches `hash`.
+    Applied {
+        id: &'a str,
+        definition: &'a str,
+        hash: &'a str,
+    },
+    /// The schedule was deleted.
+    Forget { id: &'a str },
+}
+
 /// One audit row of `activity_sync_runs`.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -213,6 +235,36 @@ impl Store {
         let n = match &self.backend {
             Backend::Postgres(p) => postgres::apply_event_types(p, owner, now, writes).await?,
             Backend::Sqlite(p) => sqlite::apply_event_types(p, owner, now, writes).await?,
+        };
+        self.writes.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// The applied hashes of every schedule recorded for `namespace` (any owner).
+    pub async fn observe_schedules(&self, namespace: &str) -> Result<Vec<AppliedSchedule>, Error> {
+        self.migrate().await?;
+        match &self.backend {
+            Backend::Postgres(p) => postgres::observe_schedules(p, namespace).await,
+            Backend::Sqlite(p) => sqlite::observe_schedules(p, namespace).await,
+        }
+    }
+
+    /// Records applied schedules and forgets deleted ones, in one transaction.
+    pub async fn apply_schedules(
+        &self,
+        owner: &str,
+        namespace: &str,
+        now: DateTime<Utc>,
+        writes: &[ScheduleWrite<'_>],
+    ) -> Result<u64, Error> {
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        let n = match &self.backend {
+            Backend::Postgres(p) => {
+                postgres::apply_schedules(p, owner, namespace, now, writes).await?
+            }
+            Backend::Sqlite(p) => sqlite::apply_schedules(p, owner, namespace, now, writes).await?,
         };
         self.writes.fetch_add(n, Ordering::Relaxed);
         Ok(n)

@@ -1,6 +1,6 @@
 //! PostgreSQL: the production backend, and the only one with a cluster-wide lock.
 
-use super::{Error, RunRecord, Write};
+use super::{AppliedSchedule, Error, RunRecord, ScheduleWrite, Write};
 use crate::plan::Observed;
 use crate::plan::records::{DefinitionRecord, EventTypeRecord};
 use chrono::{DateTime, Utc};
@@ -181,6 +181,81 @@ pub(super) async fn apply_event_types(
                     .bind(owner)
                     .bind(*name)
                     .bind(&now)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        written += result.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn observe_schedules(
+    pool: &PgPool,
+    namespace: &str,
+) -> Result<Vec<AppliedSchedule>, Error> {
+    let rows = sqlx::query(
+        "SELECT schedule_id, owner, definition, applied_hash FROM activity_schedules WHERE namespace = $1",
+    )
+    .bind(namespace)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AppliedSchedule {
+                id: r.try_get("schedule_id")?,
+                owner: r.try_get("owner")?,
+                definition: r.try_get("definition")?,
+                hash: r.try_get("applied_hash")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Error::from)
+}
+
+const UPSERT_SCHEDULE: &str = "
+INSERT INTO activity_schedules (namespace, schedule_id, owner, definition, applied_hash, applied_at)
+VALUES ($1, $2, $3, $4, $5, $6::timestamptz)
+ON CONFLICT (namespace, schedule_id) DO UPDATE SET
+    owner = EXCLUDED.owner, definition = EXCLUDED.definition,
+    applied_hash = EXCLUDED.applied_hash, applied_at = EXCLUDED.applied_at";
+
+const FORGET_SCHEDULE: &str =
+    "DELETE FROM activity_schedules WHERE namespace = $1 AND schedule_id = $2 AND owner = $3";
+
+pub(super) async fn apply_schedules(
+    pool: &PgPool,
+    owner: &str,
+    namespace: &str,
+    now: DateTime<Utc>,
+    writes: &[ScheduleWrite<'_>],
+) -> Result<u64, Error> {
+    let now = super::timestamp(&now);
+    let mut tx = pool.begin().await?;
+    let mut written = 0;
+    for w in writes {
+        let result = match w {
+            ScheduleWrite::Applied {
+                id,
+                definition,
+                hash,
+            } => {
+                sqlx::query(UPSERT_SCHEDULE)
+                    .bind(namespace)
+                    .bind(*id)
+                    .bind(owner)
+                    .bind(*definition)
+                    .bind(*hash)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            ScheduleWrite::Forget { id } => {
+                sqlx::query(FORGET_SCHEDULE)
+                    .bind(namespace)
+                    .bind(*id)
+                    .bind(owner)
                     .execute(&mut *tx)
                     .await?
             }

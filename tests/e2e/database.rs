@@ -445,7 +445,11 @@ fn concurrent_sync_processes_never_interleave() {
             std::thread::spawn(move || {
                 let env: Vec<(&str, &str)> =
                     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                run_with(&["sync", "--format", "json"], &env, Duration::from_secs(60))
+                run_with(
+                    &["sync", "--schedules", "false", "--format", "json"],
+                    &env,
+                    Duration::from_secs(60),
+                )
             })
         })
         .collect();
@@ -500,21 +504,31 @@ fn an_unreachable_database_gives_an_error_report_and_exit_1() {
 fn plan_exit_codes_follow_pending_changes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(TestDb::new(Backend::Sqlite));
+    let temporal = rt.block_on(temporal_test_server::TestServer::start());
+    let url = temporal.url();
     let defs = Dir::new();
     defs.write("a.yaml", cron_definition("a", "@daily"));
     let env = [
         ("ACTIVITY_SYNC_DATABASE_URL", db.url.as_str()),
         ("ACTIVITY_SYNC_DEFINITIONS_DIR", defs.str()),
+        ("ACTIVITY_SYNC_TEMPORAL_ADDRESS", url.as_str()),
     ];
     let t = Duration::from_secs(30);
-    let plan = run_with(&["plan", "--schedules", "false"], &env, t);
+    let plan = run_with(&["plan"], &env, t);
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(
         plan.stdout.contains("+ definition a (create)"),
         "{}",
         plan.stdout
     );
+    assert!(
+        plan.stdout.contains("+ schedule a (create)"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(temporal.mutating_calls(), 0, "plan changes nothing");
     assert_eq!(run_with(&["sync"], &env, t).code, 0);
+    assert!(temporal.schedule("activity:a").is_some());
     assert_eq!(run_with(&["plan"], &env, t).code, 0);
     defs.write("b.yaml", "kind: Broken\n");
     let broken = run_with(&["plan"], &env, t);

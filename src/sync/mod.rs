@@ -14,11 +14,14 @@ use crate::report::{
 };
 use crate::source::{self, Source};
 use crate::store::{self, RunRecord, Store, Write};
+use crate::temporal::Temporal;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
+
+mod schedules;
 
 /// Which stages a run performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +66,15 @@ impl Request {
     }
 }
 
-/// Runs syncs against one store with one set of settings.
+/// Runs syncs against one store and one Temporal namespace with one set of settings.
 #[derive(Clone)]
 pub struct Engine {
     settings: Arc<Settings>,
     store: Store,
+    temporal: Arc<Temporal>,
 }
 
-/// What the definitions and event-types stages share: the run's context.
+/// What every stage shares: the run's context.
 struct Run<'a> {
     req: &'a Request,
     src: &'a Source,
@@ -78,8 +82,14 @@ struct Run<'a> {
 }
 
 impl Engine {
+    /// The Temporal connection is made lazily, on the first run that needs it.
     pub fn new(settings: Arc<Settings>, store: Store) -> Engine {
-        Engine { settings, store }
+        let temporal = Arc::new(Temporal::new(&settings.temporal, &settings.owner));
+        Engine {
+            settings,
+            store,
+            temporal,
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -132,7 +142,7 @@ impl Engine {
         };
         summarise_source(&mut report, &src, max);
 
-        let applies = req.stages.definitions || req.stages.event_types;
+        let applies = req.stages.definitions || req.stages.event_types || req.stages.schedules;
         let mut lock = None;
         let mut locked_at = None;
         if applies && !req.dry_run {
@@ -207,6 +217,38 @@ impl Engine {
                 }
             }
         }
+        if req.stages.schedules {
+            match schedules::run(&self.settings, &self.store, &self.temporal, &run).await {
+                Ok(outcome) => {
+                    let mut b = Bounded {
+                        report: &mut report,
+                        max,
+                    };
+                    for c in outcome.changes {
+                        b.change(c);
+                    }
+                    for e in outcome.errors {
+                        b.error(e);
+                    }
+                    if let Some(p) = &outcome.plan {
+                        if let Some(e) = guard_error(Stage::Schedules, p) {
+                            b.error(e);
+                        }
+                        pruning.extend(describe_pruning("schedules", p));
+                    }
+                    tracing::info!(list_pages = outcome.list_pages, "schedules stage finished");
+                    report.schedules = Some(outcome.counts);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "schedules stage failed");
+                    Bounded {
+                        report: &mut report,
+                        max,
+                    }
+                    .error(ReportError::new(Stage::Schedules, e.to_string()));
+                }
+            }
+        }
         pruning.dedup();
         report.pruning = if pruning.is_empty() {
             "ok".to_string()
@@ -220,6 +262,7 @@ impl Engine {
         report
     }
 
+    /// The requested stages, each of which needs the database.
     fn db_stages(&self, req: &Request) -> Vec<Stage> {
         let mut stages = Vec::new();
         if req.stages.definitions {
@@ -227,6 +270,9 @@ impl Engine {
         }
         if req.stages.event_types {
             stages.push(Stage::EventTypes);
+        }
+        if req.stages.schedules {
+            stages.push(Stage::Schedules);
         }
         stages
     }
@@ -334,19 +380,8 @@ impl Engine {
                 .about(&c.name),
             );
         }
-        // An invalid source already explains itself through its source errors.
-        if let Pruning::Suspended(reason) = &plan.pruning {
-            if self_explained(reason) {
-                tracing::info!(stage = stage.as_str(), "pruning suspended: {reason}");
-            } else {
-                b.error(ReportError::new(
-                    stage,
-                    format!(
-                        "pruning skipped: {reason}; {} removal(s) held back (rerun with force=true to apply them)",
-                        plan.held_removals
-                    ),
-                ));
-            }
+        if let Some(e) = guard_error(stage, plan) {
+            b.error(e);
         }
         RowCounts {
             created: plan.count(Op::Create) + plan.count(Op::Revive),
@@ -393,6 +428,21 @@ impl Engine {
             "sync run finished"
         );
         report
+    }
+}
+
+/// The error a tripped prune guard puts in the report. An invalid source suspends
+/// pruning too, but its source errors already explain why.
+fn guard_error(stage: Stage, plan: &Plan) -> Option<ReportError> {
+    match &plan.pruning {
+        Pruning::Suspended(reason) if !self_explained(reason) => Some(ReportError::new(
+            stage,
+            format!(
+                "pruning skipped: {reason}; {} removal(s) held back (rerun with force=true to apply them)",
+                plan.held_removals
+            ),
+        )),
+        _ => None,
     }
 }
 
