@@ -5,4 +5,5 @@ mod support;
 
 mod database;
 mod kubelet;
+mod schedules;
 mod validate;

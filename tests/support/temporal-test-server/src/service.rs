@@ -52,8 +52,11 @@ pub struct Entry {
     pub search_attributes: Option<SearchAttributes>,
     pub token: i64,
     pub request_id: String,
-    created: Instant,
+    /// When ListSchedules starts showing it (creation + the list lag at the time).
+    visible_from: Instant,
+    /// Set when deleted or expired; List keeps showing it until `linger_until`.
     closed_at: Option<Instant>,
+    linger_until: Option<Instant>,
 }
 
 impl Entry {
@@ -69,8 +72,9 @@ impl Entry {
             search_attributes: None,
             token: 1,
             request_id,
-            created: Instant::now(),
+            visible_from: Instant::now(),
             closed_at: None,
+            linger_until: None,
         }
     }
 
@@ -206,14 +210,18 @@ impl State {
             .collect()
     }
 
-    pub fn insert(&mut self, ns: &str, id: &str, entry: Entry) {
+    pub fn insert(&mut self, ns: &str, id: &str, mut entry: Entry) {
+        entry.visible_from = Instant::now() + self.list_lag;
         self.schedules
             .insert((ns.to_string(), id.to_string()), entry);
     }
 
     pub fn close(&mut self, ns: &str, id: &str) {
+        let lag = self.list_lag;
         if let Some(e) = self.live_mut(ns, id) {
-            e.closed_at = Some(Instant::now());
+            let now = Instant::now();
+            e.closed_at = Some(now);
+            e.linger_until = Some(now + lag);
         }
     }
 
@@ -588,16 +596,13 @@ impl WorkflowService for Service {
                 .ok_or_else(|| Status::invalid_argument("invalid page token"))?
         };
         let s = self.lock();
-        let lag = s.list_lag;
+        let now = Instant::now();
         // Visibility: new schedules appear after the lag, deleted ones linger for it.
         let visible: Vec<(&String, &Entry)> = s
             .schedules
             .iter()
             .filter(|((ns, _), _)| *ns == req.namespace)
-            .filter(|(_, e)| match e.closed_at {
-                None => e.created.elapsed() >= lag,
-                Some(closed) => closed.elapsed() < lag && e.created.elapsed() >= lag,
-            })
+            .filter(|(_, e)| e.visible_from <= now && e.linger_until.is_none_or(|t| now < t))
             .map(|((_, id), e)| (id, e))
             .collect();
         let schedules: Vec<ScheduleListEntry> = visible
