@@ -58,13 +58,7 @@ struct Entry {
 pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Source, Error> {
     let (entries, overflow) = read_entries(dir)?;
     let revision = revision(&entries);
-    let mut files: Vec<ParsedFile> = entries
-        .iter()
-        .map(|e| match &e.content {
-            Ok(bytes) => definition::parse_file(&e.name, bytes, now),
-            Err(message) => ParsedFile::unreadable(&e.name, message.clone()),
-        })
-        .collect();
+    let mut files = parse_all(&entries, now);
     if let Some(total) = overflow {
         files.push(ParsedFile::unreadable(
             ".",
@@ -77,6 +71,32 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Source, Error> {
         set.files -= 1;
     }
     Ok(Source { revision, set })
+}
+
+/// Parses every entry, spread over the available cores (parsing dominates a large
+/// source), keeping the entries' order.
+fn parse_all(entries: &[Entry], now: DateTime<Utc>) -> Vec<ParsedFile> {
+    let parse = |e: &Entry| match &e.content {
+        Ok(bytes) => definition::parse_file(&e.name, bytes, now),
+        Err(message) => ParsedFile::unreadable(&e.name, message.clone()),
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || entries.len() < 64 {
+        return entries.iter().map(parse).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Computes only the revision, reading the same files `load` would, without parsing.

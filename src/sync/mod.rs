@@ -188,65 +188,85 @@ impl Engine {
             src: &src,
             now,
         };
+        // The stages are independent, so they run at the same time; their results are
+        // merged into the report afterwards, in stage order.
+        let (definitions, event_types, schedules) = tokio::join!(
+            async {
+                if req.stages.definitions {
+                    Some(self.definitions_stage(&run).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if req.stages.event_types {
+                    Some(self.event_types_stage(&run).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if req.stages.schedules {
+                    Some(schedules::run(&self.settings, &self.store, &self.temporal, &run).await)
+                } else {
+                    None
+                }
+            },
+        );
         let mut pruning = Vec::new();
-        if req.stages.definitions {
-            match self.definitions_stage(&run, &mut report).await {
-                Ok(p) => pruning.extend(describe_pruning("definitions", &p)),
-                Err(e) => {
-                    tracing::error!(error = %e, "definitions stage failed");
-                    report.definitions = None;
+        for (stage, kind, noun, result) in [
+            (Stage::Definitions, "definition", "definitions", definitions),
+            (Stage::EventTypes, "event_type", "event types", event_types),
+        ] {
+            match result {
+                None => {}
+                Some(Ok(plan)) => {
+                    let counts = self.account(&mut report, kind, stage, &plan);
+                    match stage {
+                        Stage::Definitions => report.definitions = Some(counts),
+                        _ => report.event_types = Some(counts),
+                    }
+                    pruning.extend(describe_pruning(noun, &plan));
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, stage = stage.as_str(), "stage failed");
                     Bounded {
                         report: &mut report,
                         max,
                     }
-                    .error(ReportError::new(Stage::Definitions, e.to_string()));
+                    .error(ReportError::new(stage, e.to_string()));
                 }
             }
         }
-        if req.stages.event_types {
-            match self.event_types_stage(&run, &mut report).await {
-                Ok(p) => pruning.extend(describe_pruning("event types", &p)),
-                Err(e) => {
-                    tracing::error!(error = %e, "event types stage failed");
-                    report.event_types = None;
-                    Bounded {
-                        report: &mut report,
-                        max,
-                    }
-                    .error(ReportError::new(Stage::EventTypes, e.to_string()));
+        match schedules {
+            None => {}
+            Some(Ok(outcome)) => {
+                let mut b = Bounded {
+                    report: &mut report,
+                    max,
+                };
+                for c in outcome.changes {
+                    b.change(c);
                 }
-            }
-        }
-        if req.stages.schedules {
-            match schedules::run(&self.settings, &self.store, &self.temporal, &run).await {
-                Ok(outcome) => {
-                    let mut b = Bounded {
-                        report: &mut report,
-                        max,
-                    };
-                    for c in outcome.changes {
-                        b.change(c);
-                    }
-                    for e in outcome.errors {
+                for e in outcome.errors {
+                    b.error(e);
+                }
+                if let Some(p) = &outcome.plan {
+                    if let Some(e) = guard_error(Stage::Schedules, p) {
                         b.error(e);
                     }
-                    if let Some(p) = &outcome.plan {
-                        if let Some(e) = guard_error(Stage::Schedules, p) {
-                            b.error(e);
-                        }
-                        pruning.extend(describe_pruning("schedules", p));
-                    }
-                    tracing::info!(list_pages = outcome.list_pages, "schedules stage finished");
-                    report.schedules = Some(outcome.counts);
+                    pruning.extend(describe_pruning("schedules", p));
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "schedules stage failed");
-                    Bounded {
-                        report: &mut report,
-                        max,
-                    }
-                    .error(ReportError::new(Stage::Schedules, e.to_string()));
+                tracing::info!(list_pages = outcome.list_pages, "schedules stage finished");
+                report.schedules = Some(outcome.counts);
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "schedules stage failed");
+                Bounded {
+                    report: &mut report,
+                    max,
                 }
+                .error(ReportError::new(Stage::Schedules, e.to_string()));
             }
         }
         pruning.dedup();
@@ -288,11 +308,7 @@ impl Engine {
         }
     }
 
-    async fn definitions_stage(
-        &self,
-        run: &Run<'_>,
-        report: &mut Report,
-    ) -> Result<Plan, store::Error> {
+    async fn definitions_stage(&self, run: &Run<'_>) -> Result<Plan, store::Error> {
         let started = Instant::now();
         let records = records::definitions(&run.src.set, &self.settings.temporal.task_queue);
         let observed = self.store.observe_definitions().await?;
@@ -318,15 +334,10 @@ impl Engine {
                 "definitions applied"
             );
         }
-        report.definitions = Some(self.account(report, "definition", Stage::Definitions, &plan));
         Ok(plan)
     }
 
-    async fn event_types_stage(
-        &self,
-        run: &Run<'_>,
-        report: &mut Report,
-    ) -> Result<Plan, store::Error> {
+    async fn event_types_stage(&self, run: &Run<'_>) -> Result<Plan, store::Error> {
         let records = records::event_types(&run.src.set);
         let observed = self.store.observe_event_types().await?;
         let desired: Vec<Desired> = records
@@ -345,7 +356,6 @@ impl Engine {
                 .apply_event_types(&self.settings.owner, run.now, &writes)
                 .await?;
         }
-        report.event_types = Some(self.account(report, "event_type", Stage::EventTypes, &plan));
         Ok(plan)
     }
 

@@ -93,10 +93,12 @@ pub async fn run(
         default_task_queue: &settings.temporal.task_queue,
     };
     let records = records::schedules(&run.src.set, &naming, run.now);
-    let (listed, list_pages) = temporal.list(prefix).await?;
-    let applied: HashMap<String, AppliedSchedule> = store
-        .observe_schedules(temporal.namespace())
-        .await?
+    let (listing, bookkeeping) = tokio::join!(
+        temporal.list(prefix),
+        store.observe_schedules(temporal.namespace())
+    );
+    let (listed, list_pages) = listing?;
+    let applied: HashMap<String, AppliedSchedule> = bookkeeping?
         .into_iter()
         .filter(|a| a.owner == owner)
         .map(|a| (a.id.clone(), a))

@@ -5,5 +5,6 @@ mod support;
 
 mod database;
 mod kubelet;
+mod real_temporal;
 mod schedules;
 mod validate;

@@ -57,6 +57,9 @@ pub struct Entry {
     /// Set when deleted or expired; List keeps showing it until `linger_until`.
     closed_at: Option<Instant>,
     linger_until: Option<Instant>,
+    /// The next action times as of the last event: List shows these, as the V1
+    /// scheduler refreshes list info only when it upserts its memo.
+    list_future: Vec<prost_wkt_types::Timestamp>,
 }
 
 impl Entry {
@@ -75,7 +78,13 @@ impl Entry {
             visible_from: Instant::now(),
             closed_at: None,
             linger_until: None,
+            list_future: Vec::new(),
         }
+    }
+
+    /// Refreshes what List shows after an event.
+    fn refresh_list_info(&mut self) {
+        self.list_future = self.future(RECENT_LIST);
     }
 
     fn state(&self) -> ScheduleState {
@@ -86,6 +95,7 @@ impl Entry {
     pub fn touch(&mut self) {
         self.info.update_time = Some(spec::timestamp(Utc::now()));
         self.token += 1;
+        self.refresh_list_info();
     }
 
     fn workflow_id(&self) -> String {
@@ -134,6 +144,7 @@ impl Entry {
             self.token += 1;
         }
         self.record_action();
+        self.refresh_list_info();
         true
     }
 
@@ -212,6 +223,7 @@ impl State {
 
     pub fn insert(&mut self, ns: &str, id: &str, mut entry: Entry) {
         entry.visible_from = Instant::now() + self.list_lag;
+        entry.refresh_list_info();
         self.schedules
             .insert((ns.to_string(), id.to_string()), entry);
     }
@@ -370,7 +382,7 @@ fn list_info(e: &Entry) -> ScheduleListInfo {
         notes: state.notes,
         paused: state.paused,
         recent_actions: recent[recent.len().saturating_sub(RECENT_LIST)..].to_vec(),
-        future_action_times: e.future(RECENT_LIST),
+        future_action_times: e.list_future.clone(),
         state_size_bytes: e.schedule.encoded_len() as i64,
     }
 }
