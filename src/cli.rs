@@ -39,6 +39,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Runs the sidecar: admin API, startup sync, optional watch and interval syncs.
+    Serve {
+        /// Overrides ACTIVITY_SYNC_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Offline checks of definition files (no database, no Temporal).
     Validate {
         /// The directory to check; defaults to the configured definitions directory.
@@ -114,12 +120,53 @@ pub enum ValidateFormat {
 /// Loads settings from the process environment, the `--config` file and the flags.
 pub fn settings(cli: &Cli) -> Result<Settings, ConfigErrors> {
     let env = std::env::vars().collect();
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
     let overrides = Overrides {
         definitions_dir: cli.definitions_dir.clone(),
         database_url: cli.database_url.clone(),
-        listen: None,
+        listen,
     };
-    config::load(cli.config.as_deref(), &env, &overrides)
+    let settings = config::load(cli.config.as_deref(), &env, &overrides)?;
+    if let Command::Serve { .. } = cli.command {
+        settings.check_serve()?;
+    }
+    Ok(settings)
+}
+
+/// `serve`: runs until SIGTERM or SIGINT, then shuts down cleanly (exit 0).
+pub async fn serve(settings: Settings) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", settings.listen);
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = async {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    match crate::sidecar::serve(Arc::new(settings), listener, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the sidecar failed");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `validate`: exit 0 when valid, 1 when any error (or the directory is unusable).

@@ -4,8 +4,11 @@
 pub mod cli;
 pub mod config;
 pub mod definition;
+pub mod metrics;
 pub mod plan;
 pub mod report;
+pub mod server;
+pub mod sidecar;
 pub mod source;
 pub mod store;
 pub mod sync;

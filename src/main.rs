@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     };
     activity_sync::telemetry::init(&settings);
     match &cli.command {
+        Command::Serve { .. } => runtime().block_on(cli::serve(settings)),
         Command::Validate { dir, format } => cli::validate(&settings, dir.as_deref(), *format),
         Command::Sync {
             stages,

@@ -144,6 +144,9 @@ pub struct Report {
     /// Source warnings (bounded like errors); they never make a run fail.
     pub warnings: Vec<ReportError>,
     pub warnings_truncated: usize,
+    /// How long each stage took (for the duration histogram).
+    #[serde(skip)]
+    pub stage_durations: Vec<(Stage, std::time::Duration)>,
 }
 
 impl Report {
@@ -171,6 +174,7 @@ impl Report {
             errors_truncated: 0,
             warnings: Vec::new(),
             warnings_truncated: 0,
+            stage_durations: Vec::new(),
         }
     }
 

@@ -193,21 +193,26 @@ impl Engine {
         let (definitions, event_types, schedules) = tokio::join!(
             async {
                 if req.stages.definitions {
-                    Some(self.definitions_stage(&run).await)
+                    let t = Instant::now();
+                    Some((self.definitions_stage(&run).await, t.elapsed()))
                 } else {
                     None
                 }
             },
             async {
                 if req.stages.event_types {
-                    Some(self.event_types_stage(&run).await)
+                    let t = Instant::now();
+                    Some((self.event_types_stage(&run).await, t.elapsed()))
                 } else {
                     None
                 }
             },
             async {
                 if req.stages.schedules {
-                    Some(schedules::run(&self.settings, &self.store, &self.temporal, &run).await)
+                    let t = Instant::now();
+                    let outcome =
+                        schedules::run(&self.settings, &self.store, &self.temporal, &run).await;
+                    Some((outcome, t.elapsed()))
                 } else {
                     None
                 }
@@ -218,7 +223,10 @@ impl Engine {
             (Stage::Definitions, "definition", "definitions", definitions),
             (Stage::EventTypes, "event_type", "event types", event_types),
         ] {
-            match result {
+            if let Some((_, took)) = &result {
+                report.stage_durations.push((stage, *took));
+            }
+            match result.map(|(r, _)| r) {
                 None => {}
                 Some(Ok(plan)) => {
                     let counts = self.account(&mut report, kind, stage, &plan);
@@ -238,7 +246,10 @@ impl Engine {
                 }
             }
         }
-        match schedules {
+        if let Some((_, took)) = &schedules {
+            report.stage_durations.push((Stage::Schedules, *took));
+        }
+        match schedules.map(|(r, _)| r) {
             None => {}
             Some(Ok(outcome)) => {
                 let mut b = Bounded {

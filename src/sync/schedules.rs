@@ -220,7 +220,13 @@ pub async fn run(
     let results: Vec<ItemResult> = if run.req.dry_run {
         tasks.iter().map(|t| preview(t, run.req.force)).collect()
     } else {
-        futures_util::stream::iter(tasks.iter().map(|t| apply(&ctx, t)))
+        // Built up front (not lazily from a closure), which keeps the run's future Send
+        // for every lifetime: the sidecar spawns it.
+        let mut work = Vec::with_capacity(tasks.len());
+        for t in &tasks {
+            work.push(apply(&ctx, t));
+        }
+        futures_util::stream::iter(work)
             .buffer_unordered(settings.temporal.concurrency)
             .collect()
             .await

@@ -7,4 +7,5 @@ mod database;
 mod kubelet;
 mod real_temporal;
 mod schedules;
+mod serve;
 mod validate;

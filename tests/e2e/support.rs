@@ -291,3 +291,147 @@ impl StoredRow {
         }
     }
 }
+
+/// `activity-sync serve` as a child process on a loopback port chosen by the OS.
+/// Killed when dropped.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Serve {
+    /// Starts `serve` with only `env` (plus PATH) and waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ACTIVITY_SYNC_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("serve starts");
+        let stderr = child.stderr.take().expect("piped");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve did not listen; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Serve { child, addr, log }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.addr, "GET", path, &[])
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        http(self.addr, "POST", path, headers)
+    }
+
+    /// Polls `probe` every 20 ms until it returns `Some`, or fails after `deadline`.
+    pub fn wait_for<T>(
+        &self,
+        deadline: Duration,
+        what: &str,
+        mut probe: impl FnMut(&Serve) -> Option<T>,
+    ) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(v) = probe(self) {
+                return v;
+            }
+            if started.elapsed() > deadline {
+                panic!(
+                    "timed out waiting for {what}; log:\n{}",
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self, deadline: Duration) -> i32 {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            if started.elapsed() > deadline {
+                panic!(
+                    "serve did not stop within {deadline:?}; log:\n{}",
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection; returns status and body.
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
