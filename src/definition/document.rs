@@ -790,3 +790,63 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-04T20:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes: a result, never a panic; every problem has a position in
+        /// the file or names the whole file.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let parsed = parse_file("f.yaml", &bytes, now());
+            for d in &parsed.diagnostics {
+                prop_assert_eq!(&d.file, "f.yaml");
+            }
+        }
+
+        /// YAML-shaped noise built from the tokens definition files use.
+        #[test]
+        fn yaml_shaped_noise_never_panics(tokens in prop::collection::vec(prop::sample::select(vec![
+            "apiVersion: activity-core/v1\n", "kind: ActivityDefinition\n", "kind: EventType\n", "metadata:\n",
+            "  name: x\n", "spec:\n", "  activity: a\n", "  trigger:\n", "    cron: '@daily'\n", "    at: 2030-01-01T00:00:00Z\n",
+            "---\n", "- ", "[", "]", "{", "}", "&a ", "*a ", ": ", "\t", "'", "\"", "\n", "  ", "? ", "!!str ", "|\n",
+        ]), 0..64)) {
+            let text: String = tokens.concat();
+            let parsed = parse_file("f.yaml", text.as_bytes(), now());
+            prop_assert!(parsed.documents.len() + parsed.invalid_documents <= 64);
+        }
+
+        /// Generated valid definitions read back exactly.
+        #[test]
+        fn generated_definitions_round_trip(
+            defs in prop::collection::btree_map("[a-z][a-z0-9-]{0,20}[a-z0-9]", (0u32..60, 0u32..24, any::<bool>()), 1..10)
+        ) {
+            let text: String = defs
+                .iter()
+                .map(|(name, (m, h, enabled))| format!(
+                    "apiVersion: activity-core/v1\nkind: ActivityDefinition\nmetadata:\n  name: {name}\nspec:\n  enabled: {enabled}\n  activity: act\n  trigger:\n    cron: \"{m} {h} * * *\"\n---\n"
+                ))
+                .collect();
+            let parsed = parse_file("f.yaml", text.as_bytes(), now());
+            prop_assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+            prop_assert_eq!(parsed.documents.len(), defs.len());
+            for (doc, (name, (m, h, enabled))) in parsed.documents.iter().zip(&defs) {
+                let Document::Activity(d) = doc else { panic!("an activity") };
+                prop_assert_eq!(&d.name, name);
+                prop_assert_eq!(d.enabled, *enabled);
+                prop_assert_eq!(&d.trigger, &Trigger::Cron { expression: format!("{m} {h} * * *"), timezone: None });
+            }
+        }
+    }
+}

@@ -406,3 +406,150 @@ mod tests {
         assert_eq!(ops(&p), [("new", Op::Create)]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &["a", "b", "c", "d", "e", "f", "g", "h"];
+
+    #[derive(Debug, Clone)]
+    struct World {
+        desired: Vec<(String, String)>,
+        observed: Vec<Observed>,
+        frozen: BTreeSet<String>,
+        invalid: usize,
+        force: bool,
+        max_fraction: f64,
+    }
+
+    fn world() -> impl Strategy<Value = World> {
+        let desired = prop::collection::btree_map(prop::sample::select(NAMES), 0u8..3, 0..8);
+        let observed = prop::collection::btree_map(
+            prop::sample::select(NAMES),
+            (
+                prop::sample::select(vec!["me", "other"]),
+                0u8..3,
+                any::<bool>(),
+            ),
+            0..8,
+        );
+        let frozen = prop::collection::btree_set(prop::sample::select(NAMES), 0..3);
+        (
+            desired,
+            observed,
+            frozen,
+            0usize..2,
+            any::<bool>(),
+            0.1f64..1.0,
+        )
+            .prop_map(
+                |(desired, observed, frozen, invalid, force, max_fraction)| World {
+                    desired: desired
+                        .into_iter()
+                        .map(|(n, h)| (n.to_string(), format!("h{h}")))
+                        .collect(),
+                    observed: observed
+                        .into_iter()
+                        .map(|(n, (owner, h, removed))| Observed {
+                            name: n.to_string(),
+                            owner: owner.to_string(),
+                            hash: format!("h{h}"),
+                            removed,
+                        })
+                        .collect(),
+                    frozen: frozen.into_iter().map(String::from).collect(),
+                    invalid,
+                    force,
+                    max_fraction,
+                },
+            )
+    }
+
+    fn run(w: &World, observed: &[Observed]) -> Plan {
+        let desired: Vec<Desired> = w
+            .desired
+            .iter()
+            .map(|(n, h)| Desired { name: n, hash: h })
+            .collect();
+        let rules = Rules {
+            owner: "me",
+            invalid_documents: w.invalid,
+            frozen: &w.frozen,
+            max_fraction: w.max_fraction,
+            force: w.force,
+            noun: "items",
+        };
+        plan(&desired, observed, &rules)
+    }
+
+    /// The store after applying `plan` (what the apply step writes).
+    fn applied(w: &World, p: &Plan) -> Vec<Observed> {
+        let mut rows: BTreeMap<String, Observed> = w
+            .observed
+            .iter()
+            .map(|o| (o.name.clone(), o.clone()))
+            .collect();
+        let hashes: BTreeMap<&str, &str> = w
+            .desired
+            .iter()
+            .map(|(n, h)| (n.as_str(), h.as_str()))
+            .collect();
+        for (name, op) in &p.ops {
+            match op {
+                Op::Remove => {
+                    if let Some(r) = rows.get_mut(name) {
+                        r.removed = true;
+                    }
+                }
+                _ => {
+                    rows.insert(
+                        name.clone(),
+                        Observed {
+                            name: name.clone(),
+                            owner: "me".into(),
+                            hash: hashes[name.as_str()].to_string(),
+                            removed: false,
+                        },
+                    );
+                }
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_frozen_or_foreign_is_ever_changed(w in world()) {
+            let p = run(&w, &w.observed);
+            for (name, _) in &p.ops {
+                prop_assert!(!w.frozen.contains(name), "frozen {name} changed");
+                let foreign = w.observed.iter().any(|o| &o.name == name && o.owner != "me");
+                prop_assert!(!foreign, "foreign {name} changed");
+            }
+        }
+
+        #[test]
+        fn an_invalid_source_never_removes(w in world()) {
+            let p = run(&w, &w.observed);
+            if w.invalid > 0 {
+                prop_assert_eq!(p.count(Op::Remove), 0);
+                prop_assert!(matches!(p.pruning, Pruning::Suspended(_)));
+            }
+        }
+
+        #[test]
+        fn applying_a_plan_twice_changes_nothing_the_second_time(w in world()) {
+            let first = run(&w, &w.observed);
+            let after = applied(&w, &first);
+            let second = run(&w, &after);
+            // Held removals stay held; everything else has converged.
+            let pending: Vec<_> = second.ops.iter().filter(|(_, op)| *op != Op::Remove).collect();
+            prop_assert!(pending.is_empty(), "{:?}", pending);
+            if !matches!(first.pruning, Pruning::Suspended(_)) {
+                prop_assert_eq!(second.count(Op::Remove), 0);
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod support;
 mod database;
 mod kubelet;
 mod real_temporal;
+mod reliability;
 mod schedules;
 mod serve;
 mod validate;
