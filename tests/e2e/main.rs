@@ -4,6 +4,7 @@
 mod support;
 
 mod database;
+mod deploy;
 mod kubelet;
 mod real_temporal;
 mod reliability;
