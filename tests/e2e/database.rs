@@ -540,3 +540,69 @@ fn plan_exit_codes_follow_pending_changes() {
     );
     assert_eq!(run_with(&["sync"], &env, t).code, 1);
 }
+
+#[tokio::test]
+async fn a_failure_in_the_middle_of_a_stage_commits_nothing_and_the_next_run_converges() {
+    each_backend(|db| async move {
+        let h = Harness::new(&db, "activity-sync");
+        h.define(&["a", "b"]);
+        assert!(h.sync().await.ok);
+        // The database refuses one row half-way through the stage's transaction.
+        let trigger = match db.backend {
+            Backend::Postgres => vec![
+                "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse BEFORE INSERT ON activity_definitions FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+            ],
+            Backend::Sqlite => vec![
+                "CREATE TRIGGER refuse BEFORE INSERT ON activity_definitions WHEN NEW.name = 'poison' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            ],
+        };
+        for sql in &trigger {
+            db.execute(sql).await;
+        }
+        h.define(&["c", "poison", "z"]);
+        h.defs.write("a.yaml", cron_definition("a", "@hourly"));
+        let before = db.rows("activity_definitions").await;
+        let r = h.sync().await;
+        assert!(!r.ok);
+        assert_eq!(r.errors[0].stage.as_str(), "definitions", "{:?}", r.errors);
+        assert_eq!(before, db.rows("activity_definitions").await, "no partial stage was committed");
+        let drop = match db.backend {
+            Backend::Postgres => "DROP TRIGGER refuse ON activity_definitions",
+            Backend::Sqlite => "DROP TRIGGER refuse",
+        };
+        db.execute(drop).await;
+        let r = h.sync().await;
+        assert!(r.ok, "{:?}", r.errors);
+        assert_eq!(counts(&r), (3, 1, 0, 1));
+        db
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreadable_file_is_an_error_and_nothing_is_pruned() {
+    each_backend(|db| async move {
+        let h = Harness::new(&db, "activity-sync");
+        h.define(&["a", "b", "c"]);
+        assert!(h.sync().await.ok);
+        // b.yaml becomes a dangling link (its target vanished); c.yaml is deleted.
+        h.forget("b");
+        std::os::unix::fs::symlink("..data/b.yaml", h.defs.path().join("b.yaml")).unwrap();
+        h.forget("c");
+        let r = h.sync().await;
+        assert!(!r.ok);
+        let e = &r.errors[0];
+        assert_eq!(e.file.as_deref(), Some("b.yaml"), "{e:?}");
+        assert!(e.message.contains("does not exist"), "{}", e.message);
+        assert_eq!(r.pruning, "suspended: 1 invalid document(s)");
+        assert!(
+            db.rows("activity_definitions")
+                .await
+                .iter()
+                .all(|r| !r.removed)
+        );
+        db
+    })
+    .await;
+}

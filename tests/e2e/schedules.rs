@@ -499,3 +499,70 @@ async fn schedule_deletion_obeys_the_prune_guards() {
     assert_eq!(h.temporal.schedule_ids(), ["activity:c"]);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn every_retried_code_is_retried_and_every_other_code_names_the_item() {
+    let h = Harness::new(Backend::Sqlite).await;
+    for n in ["a", "b", "c"] {
+        h.write(n, cron_definition(n, "@daily"));
+    }
+    for code in [
+        Code::Unavailable,
+        Code::ResourceExhausted,
+        Code::DeadlineExceeded,
+        Code::Internal,
+        Code::Unknown,
+        Code::Aborted,
+        Code::DataLoss,
+    ] {
+        h.temporal.fail_next("ListSchedules", 1, code);
+        let r = h.sync().await;
+        assert!(r.ok, "{code:?} must be retried: {:?}", r.errors);
+    }
+    assert_eq!(h.temporal.schedule_ids().len(), 3);
+
+    // Mid-stage failures that are not retried: the item is named, the rest applied,
+    // nothing deleted by mistake, and the next run converges.
+    for (i, code) in [
+        Code::InvalidArgument,
+        Code::PermissionDenied,
+        Code::FailedPrecondition,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for n in ["a", "b", "c"] {
+            h.write(n, cron_definition(n, &format!("{} 6 * * *", i + 1)));
+        }
+        h.temporal.fail_next("UpdateSchedule", 1, code);
+        let r = h.sync().await;
+        assert!(!r.ok, "{code:?}");
+        assert_eq!(r.errors.len(), 1, "{code:?}: {:?}", r.errors);
+        assert!(
+            r.errors[0].name.is_some(),
+            "the item is named: {:?}",
+            r.errors[0]
+        );
+        assert_eq!(r.schedules.as_ref().unwrap().updated, 2, "{code:?}");
+        assert_eq!(h.temporal.schedule_ids().len(), 3, "nothing deleted");
+        let next = schedules(&h.sync().await);
+        assert_eq!(next.updated, 1, "{code:?}: the next run converges");
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn thousands_of_schedules_with_visibility_lag_are_never_created_twice() {
+    let h = Harness::new(Backend::Sqlite).await;
+    h.temporal.set_list_lag(Duration::from_secs(3600));
+    for i in 0..2000 {
+        let name = format!("d{i:04}");
+        h.write(&name, cron_definition(&name, "@daily"));
+    }
+    assert_eq!(schedules(&h.sync().await).created, 2000);
+    let c = schedules(&h.sync().await);
+    assert_eq!(c.unchanged, 2000, "{c:?}");
+    assert_eq!(h.temporal.calls("CreateSchedule"), 2000);
+    assert_eq!(h.temporal.calls("UpdateSchedule"), 0);
+    h.finish().await;
+}

@@ -170,6 +170,23 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement on the test database (e.g. to install a failing trigger).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
     /// Every row of `table` (activity_definitions or activity_event_types), by name.
     pub async fn rows(&self, table: &str) -> Vec<StoredRow> {
         let pg = format!(
