@@ -3,32 +3,13 @@
 //! update writes a new folder, points a temporary link at it and renames that link
 //! over `..data`.
 
-use crate::support::{Dir, cron_definition, run};
+use crate::support::{Dir, cron_definition, kubelet_publish, run};
 use activity_sync::source;
-use std::os::unix::fs::symlink;
-use std::path::Path;
-
-fn publish(root: &Path, stamp: &str, files: &[(&str, String)]) {
-    let folder = root.join(stamp);
-    std::fs::create_dir(&folder).unwrap();
-    for (name, content) in files {
-        std::fs::write(folder.join(name), content).unwrap();
-    }
-    let tmp = root.join("..data_tmp");
-    symlink(stamp, &tmp).unwrap();
-    std::fs::rename(&tmp, root.join("..data")).unwrap();
-    for (name, _) in files {
-        let link = root.join(name);
-        if std::fs::symlink_metadata(&link).is_err() {
-            symlink(format!("..data/{name}"), &link).unwrap();
-        }
-    }
-}
 
 #[test]
 fn configmap_directory_is_read_before_and_after_a_swap() {
     let dir = Dir::new();
-    publish(
+    kubelet_publish(
         dir.path(),
         "..2026_12_04_10_00_00.000000001",
         &[
@@ -51,7 +32,7 @@ fn configmap_directory_is_read_before_and_after_a_swap() {
     assert_eq!(run(&["validate", dir.str()]).code, 0);
 
     // The update changes b.yaml; kubelet then deletes the old folder.
-    publish(
+    kubelet_publish(
         dir.path(),
         "..2026_12_04_10_05_00.000000002",
         &[

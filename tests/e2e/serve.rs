@@ -2,9 +2,9 @@
 //! database and the Temporal test server.
 
 use crate::support::{
-    Backend, Dir, Serve, TestDb, cron_definition, http, postgres_admin_url, run_with,
+    Backend, Dir, Serve, TestDb, cron_definition, http, kubelet_publish, postgres_admin_url,
+    run_with,
 };
-use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 use temporal_test_server::TestServer;
 
@@ -185,23 +185,6 @@ fn concurrent_admin_calls_are_coalesced() {
         5,
         "no schedule created twice"
     );
-}
-
-/// Publishes `files` the way kubelet updates a ConfigMap volume.
-fn kubelet_publish(root: &std::path::Path, stamp: &str, files: &[(&str, String)]) {
-    let folder = root.join(stamp);
-    std::fs::create_dir(&folder).unwrap();
-    for (name, content) in files {
-        std::fs::write(folder.join(name), content).unwrap();
-    }
-    let tmp = root.join("..data_tmp");
-    symlink(stamp, &tmp).unwrap();
-    std::fs::rename(&tmp, root.join("..data")).unwrap();
-    for (name, _) in files {
-        if std::fs::symlink_metadata(root.join(name)).is_err() {
-            symlink(format!("..data/{name}"), root.join(name)).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -452,3 +452,23 @@ pub fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// Publishes `files` into `root` the way kubelet updates a ConfigMap volume: a new
+/// timestamped folder, a temporary link to it renamed over `..data`, and a top-level
+/// link per key (created once; they point through `..data`).
+pub fn kubelet_publish(root: &Path, stamp: &str, files: &[(&str, String)]) {
+    use std::os::unix::fs::symlink;
+    let folder = root.join(stamp);
+    std::fs::create_dir(&folder).unwrap();
+    for (name, content) in files {
+        std::fs::write(folder.join(name), content).unwrap();
+    }
+    let tmp = root.join("..data_tmp");
+    symlink(stamp, &tmp).unwrap();
+    std::fs::rename(&tmp, root.join("..data")).unwrap();
+    for (name, _) in files {
+        if std::fs::symlink_metadata(root.join(name)).is_err() {
+            symlink(format!("..data/{name}"), root.join(name)).unwrap();
+        }
+    }
+}
