@@ -8,7 +8,7 @@
 use crate::config::Settings;
 use crate::definition::Severity;
 use crate::plan::records::{self, DefinitionRecord, EventTypeRecord};
-use crate::plan::{self, Desired, Op, Plan, Pruning, Rules};
+use crate::plan::{self, Desired, Observed, Op, Plan, Pruning, Rules};
 use crate::report::{
     Bounded, Change, Report, ReportError, RowCounts, SourceSummary, Stage, Trigger,
 };
@@ -74,6 +74,13 @@ pub struct Engine {
     temporal: Arc<Temporal>,
 }
 
+/// The current state of each requested stage, read before planning.
+struct Observations {
+    definitions: Option<Result<Vec<Observed>, store::Error>>,
+    event_types: Option<Result<Vec<Observed>, store::Error>>,
+    schedules: Option<Result<schedules::Observation, schedules::StageError>>,
+}
+
 /// What every stage shares: the run's context.
 struct Run<'a> {
     req: &'a Request,
@@ -115,33 +122,9 @@ impl Engine {
         let max = self.settings.report_max_errors;
         tracing::info!("sync run started");
 
-        let dir = self.settings.definitions_dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || source::load(&dir, now)).await;
-        let src = match loaded {
-            Ok(Ok(src)) => src,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "the definitions directory cannot be read; nothing was changed");
-                Bounded {
-                    report: &mut report,
-                    max,
-                }
-                .error(ReportError::new(Stage::Source, e.to_string()));
-                return self.finish(report, started, None, req).await;
-            }
-            Err(e) => {
-                Bounded {
-                    report: &mut report,
-                    max,
-                }
-                .error(ReportError::new(
-                    Stage::Source,
-                    format!("reading the source failed: {e}"),
-                ));
-                return self.finish(report, started, None, req).await;
-            }
-        };
-        summarise_source(&mut report, &src, max);
-
+        // Take the lock first (when applying), then read the files and observe the
+        // current state at the same time: neither depends on the other, and both must
+        // happen under the lock so the plan is made from state nobody else changes.
         let applies = req.stages.definitions || req.stages.event_types || req.stages.schedules;
         let mut lock = None;
         let mut locked_at = None;
@@ -183,6 +166,40 @@ impl Engine {
             }
         }
 
+        let dir = self.settings.definitions_dir.clone();
+        let (loaded, observed) = tokio::join!(
+            tokio::task::spawn_blocking(move || source::load(&dir, now)),
+            self.observe(req)
+        );
+        let src = match loaded {
+            Ok(Ok(src)) => src,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the definitions directory cannot be read; nothing was changed");
+                Bounded {
+                    report: &mut report,
+                    max,
+                }
+                .error(ReportError::new(Stage::Source, e.to_string()));
+                return self
+                    .finish_and_release(report, started, locked_at, req, lock)
+                    .await;
+            }
+            Err(e) => {
+                Bounded {
+                    report: &mut report,
+                    max,
+                }
+                .error(ReportError::new(
+                    Stage::Source,
+                    format!("reading the source failed: {e}"),
+                ));
+                return self
+                    .finish_and_release(report, started, locked_at, req, lock)
+                    .await;
+            }
+        };
+        summarise_source(&mut report, &src, max);
+
         let run = Run {
             req,
             src: &src,
@@ -192,29 +209,33 @@ impl Engine {
         // merged into the report afterwards, in stage order.
         let (definitions, event_types, schedules) = tokio::join!(
             async {
-                if req.stages.definitions {
-                    let t = Instant::now();
-                    Some((self.definitions_stage(&run).await, t.elapsed()))
-                } else {
-                    None
+                match observed.definitions {
+                    Some(obs) => {
+                        let t = Instant::now();
+                        Some((self.definitions_stage(&run, obs).await, t.elapsed()))
+                    }
+                    None => None,
                 }
             },
             async {
-                if req.stages.event_types {
-                    let t = Instant::now();
-                    Some((self.event_types_stage(&run).await, t.elapsed()))
-                } else {
-                    None
+                match observed.event_types {
+                    Some(obs) => {
+                        let t = Instant::now();
+                        Some((self.event_types_stage(&run, obs).await, t.elapsed()))
+                    }
+                    None => None,
                 }
             },
             async {
-                if req.stages.schedules {
-                    let t = Instant::now();
-                    let outcome =
-                        schedules::run(&self.settings, &self.store, &self.temporal, &run).await;
-                    Some((outcome, t.elapsed()))
-                } else {
-                    None
+                match observed.schedules {
+                    Some(obs) => {
+                        let t = Instant::now();
+                        let outcome =
+                            schedules::run(&self.settings, &self.store, &self.temporal, &run, obs)
+                                .await;
+                        Some((outcome, t.elapsed()))
+                    }
+                    None => None,
                 }
             },
         );
@@ -319,10 +340,14 @@ impl Engine {
         }
     }
 
-    async fn definitions_stage(&self, run: &Run<'_>) -> Result<Plan, store::Error> {
+    async fn definitions_stage(
+        &self,
+        run: &Run<'_>,
+        observed: Result<Vec<Observed>, store::Error>,
+    ) -> Result<Plan, store::Error> {
         let started = Instant::now();
         let records = records::definitions(&run.src.set, &self.settings.temporal.task_queue);
-        let observed = self.store.observe_definitions().await?;
+        let observed = observed?;
         let desired: Vec<Desired> = records
             .iter()
             .map(|r| Desired {
@@ -348,9 +373,13 @@ impl Engine {
         Ok(plan)
     }
 
-    async fn event_types_stage(&self, run: &Run<'_>) -> Result<Plan, store::Error> {
+    async fn event_types_stage(
+        &self,
+        run: &Run<'_>,
+        observed: Result<Vec<Observed>, store::Error>,
+    ) -> Result<Plan, store::Error> {
         let records = records::event_types(&run.src.set);
-        let observed = self.store.observe_event_types().await?;
+        let observed = observed?;
         let desired: Vec<Desired> = records
             .iter()
             .map(|r| Desired {
@@ -368,6 +397,53 @@ impl Engine {
                 .await?;
         }
         Ok(plan)
+    }
+
+    /// Reads the current state of every requested stage, concurrently.
+    async fn observe(&self, req: &Request) -> Observations {
+        let (definitions, event_types, schedules) = tokio::join!(
+            async {
+                if req.stages.definitions {
+                    Some(self.store.observe_definitions().await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if req.stages.event_types {
+                    Some(self.store.observe_event_types().await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if req.stages.schedules {
+                    Some(schedules::observe(&self.settings, &self.store, &self.temporal).await)
+                } else {
+                    None
+                }
+            },
+        );
+        Observations {
+            definitions,
+            event_types,
+            schedules,
+        }
+    }
+
+    async fn finish_and_release(
+        &self,
+        report: Report,
+        started: Instant,
+        locked_at: Option<DateTime<Utc>>,
+        req: &Request,
+        lock: Option<store::Lock>,
+    ) -> Report {
+        let report = self.finish(report, started, locked_at, req).await;
+        if let Some(l) = lock {
+            l.release().await;
+        }
+        report
     }
 
     /// Puts a stage's plan into the report: changes, conflicts and guard errors.

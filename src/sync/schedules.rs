@@ -79,11 +79,44 @@ struct Ctx<'a> {
     force: bool,
 }
 
+/// What the schedules stage observes: the listed schedules with our prefix, the pages
+/// that took, and the hashes this sidecar last applied (ours only).
+pub struct Observation {
+    listed: Vec<Listed>,
+    list_pages: usize,
+    applied: HashMap<String, AppliedSchedule>,
+}
+
+/// Lists the schedules and reads the applied hashes, concurrently.
+pub async fn observe(
+    settings: &Settings,
+    store: &Store,
+    temporal: &Temporal,
+) -> Result<Observation, StageError> {
+    let prefix = settings.temporal.schedule_id_prefix.as_str();
+    let (listing, bookkeeping) = tokio::join!(
+        temporal.list(prefix),
+        store.observe_schedules(temporal.namespace())
+    );
+    let (listed, list_pages) = listing?;
+    let applied = bookkeeping?
+        .into_iter()
+        .filter(|a| a.owner == settings.owner)
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    Ok(Observation {
+        listed,
+        list_pages,
+        applied,
+    })
+}
+
 pub async fn run(
     settings: &Settings,
     store: &Store,
     temporal: &Temporal,
     run: &Run<'_>,
+    observation: Result<Observation, StageError>,
 ) -> Result<Outcome, StageError> {
     let prefix = settings.temporal.schedule_id_prefix.as_str();
     let owner = settings.owner.as_str();
@@ -93,17 +126,11 @@ pub async fn run(
         default_task_queue: &settings.temporal.task_queue,
     };
     let records = records::schedules(&run.src.set, &naming, run.now);
-    let (listing, bookkeeping) = tokio::join!(
-        temporal.list(prefix),
-        store.observe_schedules(temporal.namespace())
-    );
-    let (listed, list_pages) = listing?;
-    let applied: HashMap<String, AppliedSchedule> = bookkeeping?
-        .into_iter()
-        .filter(|a| a.owner == owner)
-        .map(|a| (a.id.clone(), a))
-        .collect();
-
+    let Observation {
+        listed,
+        list_pages,
+        applied,
+    } = observation?;
     let listed_by_name: HashMap<&str, &Listed> = listed
         .iter()
         .filter_map(|l| l.id.strip_prefix(prefix).map(|n| (n, l)))
