@@ -304,6 +304,8 @@ impl Service {
             *s.calls.entry(rpc.to_string()).or_default() += 1;
             s.latency
         };
+        // The `set_latency` knob: this server answering slowly, as a loaded Temporal
+        // would. It is simulated server behaviour, not a test waiting for a condition.
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
